@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
@@ -151,6 +152,30 @@ static bool sum_memory_order(ag_tensor *acc, const ag_tensor *x) {
     return true;
 }
 
+/* acc (as sum_memory_order's) = Σ x over those dims where x is sliced (gaps between its elements, no
+ * stride 0) and keeps the dim of its smallest stride: x copied contiguous, then summed by the contiguous
+ * paths (slabs, columns, rows), the additions of the copy.  The iterator walked each output's summed dim
+ * a stride apart, one scalar chain an output (x[1:-1, 3:] of [1026, 1027] over dim 0, one thread, 0.7-1.1
+ * ms; PyTorch 90 us); the copy reads x along its rows.  False (nothing done) for any other x (dense,
+ * expanded, summed along its smallest stride: the iterator's rows are unit-step there), or out of memory. */
+static bool sum_of_copy(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
+    const int n = x->ndim;
+    if (n < 2 || ag__numel(acc->ndim, acc->shape) <= 1 || ag__numel(n, x->shape) < 2) return false;
+    int inner = -1;
+    for (int d = 0; d < n; d++) {
+        if (x->shape[d] == 1) continue;
+        if (x->stride[d] == 0) return false;
+        if (inner < 0 || llabs(x->stride[d]) < llabs(x->stride[inner])) inner = d;
+    }
+    if (inner < 0 || (mask >> inner & 1)) return false;
+    ag_tensor *xc = ag__new_unowned(x->dtype, n, x->shape, false);
+    if (!xc) return false;
+    ag__copy_into(xc, x);
+    if (!ag__sum_slabs_into(acc, xc)) ag__sum_into(acc, xc);
+    ag_release(xc);
+    return true;
+}
+
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
@@ -178,7 +203,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     keepdim_view(&kv, acc, x, mask);
     /* several runs of dims: slab by slab (core/sqdev.c); a permuted x: in its memory order.  A one-element
      * result is one run of every dim, which neither takes: the tiny steps' sums skip their checks. */
-    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x)))
+    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x) && !sum_of_copy(&kv, x, mask)))
         ag__sum_into(&kv, x);
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);

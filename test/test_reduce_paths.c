@@ -2559,6 +2559,52 @@ static void test_reductions_memory_order(void) {
     ag_scope_end();
 }
 
+/* sum/mean of a sliced x (gaps, no stride 0) over dims that keep its smallest stride's dim (ops/reduce.c's
+ * sum_of_copy): bit for bit the sum of its contiguous copy over the same dims, 1-3 threads, keepdim or not,
+ * float32 and float64, a NaN; x sliced with unit and non-unit inner steps, and sliced after a transpose. */
+static void test_sum_sliced(void) {
+    ag_scope_begin();
+    ag_manual_seed(2425);
+    const int saved = ag_get_num_threads();
+    static const int dsets[][3] = {{0, -1, -1}, {1, -1, -1}, {2, -1, -1}, {0, 2, -1}, {0, 1, 2}};
+    bool same = true, ran = true;
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_randn(AG_SHAPE(7, 40, 9, 66), dtype);
+        if (!x0) {
+            ran = false;
+            continue;
+        }
+        if (dt) ((double *)ag_data(x0))[2 * 66 + 5] = NAN;
+        else ((float *)ag_data(x0))[2 * 66 + 5] = NAN;
+        for (int v = 0; v < 4; v++)
+            for (int di = 0; di < 5; di++)
+                for (int is_mean = 0; is_mean <= 1; is_mean++)
+                    for (int t = 1; t <= 3; t++) {
+                        ag_scope_begin();
+                        ag_set_num_threads(t);
+                        ag_tensor *x = v == 0   ? ag_slice(x0, 3, 1, 65, 1)                     /* rows with gaps */
+                                       : v == 1 ? ag_slice(ag_slice(x0, 1, 0, 40, 3), 3, 0, 66, 2) /* steps 3 and 2 */
+                                       : v == 2 ? ag_slice(x0, 0, 1, 6, 1)                     /* dense: the slabs */
+                                                : ag_slice(ag_transpose(x0, 0, 2), 1, 2, 38, 1); /* transposed, sliced */
+                        int nd = 0, d[3];
+                        for (int k = 0; k < 3 && dsets[di][k] >= 0; k++) d[nd++] = dsets[di][k];
+                        const bool keep = t == 2;
+                        ag_tensor *xc = x ? ag_contiguous(x) : NULL;
+                        ag_tensor *y = x ? (is_mean ? ag_mean_dims(x, nd, d, keep) : ag_sum_dims(x, nd, d, keep)) : NULL;
+                        ag_tensor *want = xc ? (is_mean ? ag_mean_dims(xc, nd, d, keep) : ag_sum_dims(xc, nd, d, keep)) : NULL;
+                        if (!y || !want || ag_numel(y) != ag_numel(want)) ran = false;
+                        else same &= memcmp(ag_data(y), ag_data(want), (size_t)ag_numel(y) * (dt ? 8 : 4)) == 0;
+                        ag_scope_end();
+                    }
+        ag_release(x0);
+    }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of sliced x: shapes");
+    ok(same, "sum/mean of sliced x keeping its smallest stride's dim: bit for bit the sum of its contiguous copy, 1-3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -2590,6 +2636,7 @@ int main(void) {
     test_sum_slabs();
     test_sum_memory_order();
     test_reductions_memory_order();
+    test_sum_sliced();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_narrow_column_sums_bits();
