@@ -12,6 +12,8 @@
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
@@ -20,6 +22,7 @@
 #include "agrad/ops.h"
 #include "core/sum.h"
 #include "core/sqdev.h"
+#include "core/memorder.h"
 #include "ops/vexpf.h"
 #include "core/simd_extreme.h"
 
@@ -136,25 +139,40 @@ static const ag_op op_mean = {.name = "mean", .grad_fn = "MeanBackward1", .backw
  * prod_dim's), not the logical one's.  False (nothing done) for any other x, or out of memory. */
 static bool sum_memory_order(ag_tensor *acc, const ag_tensor *x) {
     const int n = x->ndim;
-    if (n < 2 || ag__contig(x) || ag__numel(acc->ndim, acc->shape) <= 1) return false;
     int perm[AG_MAX_DIMS];
-    for (int d = 0; d < n; d++) { /* stable insertion by stride, largest first; size-1 dims last */
-        const int64_t key = x->shape[d] == 1 ? -1 : x->stride[d];
-        int i = d;
-        for (; i > 0 && (x->shape[perm[i - 1]] == 1 ? -1 : x->stride[perm[i - 1]]) < key; i--) perm[i] = perm[i - 1];
-        perm[i] = d;
-    }
+    if (ag__numel(acc->ndim, acc->shape) <= 1 || !ag__memory_order(x, perm)) return false;
     ag_tensor xv = *x;
     int64_t tshape[AG_MAX_DIMS];
     for (int i = 0; i < n; i++) xv.shape[i] = x->shape[perm[i]], xv.stride[i] = x->stride[perm[i]], tshape[i] = acc->shape[perm[i]];
-    if (!ag__contig(&xv)) return false; /* gaps, overlaps or broadcast dims */
     ag_tensor *tmp = ag__new_unowned(AG_F64, n, tshape, true);
     if (!tmp) return false;
     if (!ag__sum_slabs_into(tmp, &xv)) ag__sum_into(tmp, &xv);
-    ag_tensor tv = *tmp; /* tmp seen in acc's dim order */
-    for (int i = 0; i < n; i++) tv.shape[perm[i]] = tmp->shape[i], tv.stride[perm[i]] = tmp->stride[i];
-    ag__copy_into(acc, &tv);
+    ag__from_memory_order(acc, tmp, perm);
     ag_release(tmp);
+    return true;
+}
+
+/* acc (as sum_memory_order's) = Σ x over those dims where x is sliced (gaps between its elements, no
+ * stride 0) and keeps the dim of its smallest stride: x copied contiguous, then summed by the contiguous
+ * paths (slabs, columns, rows), the additions of the copy.  The iterator walked each output's summed dim
+ * a stride apart, one scalar chain an output (x[1:-1, 3:] of [1026, 1027] over dim 0, one thread, 0.7-1.1
+ * ms; PyTorch 90 us); the copy reads x along its rows.  False (nothing done) for any other x (dense,
+ * expanded, summed along its smallest stride: the iterator's rows are unit-step there), or out of memory. */
+static bool sum_of_copy(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
+    const int n = x->ndim;
+    if (n < 2 || ag__numel(acc->ndim, acc->shape) <= 1 || ag__numel(n, x->shape) < 2) return false;
+    int inner = -1;
+    for (int d = 0; d < n; d++) {
+        if (x->shape[d] == 1) continue;
+        if (x->stride[d] == 0) return false;
+        if (inner < 0 || llabs(x->stride[d]) < llabs(x->stride[inner])) inner = d;
+    }
+    if (inner < 0 || (mask >> inner & 1)) return false;
+    ag_tensor *xc = ag__new_unowned(x->dtype, n, x->shape, false);
+    if (!xc) return false;
+    ag__copy_into(xc, x);
+    if (!ag__sum_slabs_into(acc, xc)) ag__sum_into(acc, xc);
+    ag_release(xc);
     return true;
 }
 
@@ -185,7 +203,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     keepdim_view(&kv, acc, x, mask);
     /* several runs of dims: slab by slab (core/sqdev.c); a permuted x: in its memory order.  A one-element
      * result is one run of every dim, which neither takes: the tiny steps' sums skip their checks. */
-    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x)))
+    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x) && !sum_of_copy(&kv, x, mask)))
         ag__sum_into(&kv, x);
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);
@@ -334,19 +352,18 @@ static const ag_op op_std = {.name = "std", .grad_fn = "StdBackward0", .backward
                              .backward_graph = var_backward_graph, .jvp = var_jvp,
                              .tangent = "ẏ = Σ_dims (x - mean)·ẋ / ((n - correction)·y), 0 where y = 0"};
 
-/* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).
- * Two passes in float64: the mean, then the squared deviations from it. */
-static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim) {
-    AG_CHECK_HANDLES(NULL, op->name, x);
-    if (!x) return NULL;
-    uint64_t mask;
-    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+/* y = var (op_var) or std (op_std) of x over mask, not recorded; *meanp = the mean it used (float64, x's
+ * shape with the reduced dims 1, owned by the caller).  Two passes in float64: the mean, then the
+ * squared deviations from it. */
+static ag_tensor *var_forward(const ag_op *op, ag_tensor *x, uint64_t mask, int correction, bool keepdim,
+                              ag_tensor **meanp) {
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     const int64_t count = reduced_count(x, mask);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
     ag_tensor *mean = y ? ag__new_unowned(AG_F64, x->ndim, kshape, true) : NULL;
     ag_tensor *acc = mean ? ag__accumulator_for(y) : NULL;
+    *meanp = NULL;
     if (!acc) {
         ag_release(mean);
         ag__discard(y);
@@ -369,6 +386,50 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
     const int64_t divisor = count > correction ? count - correction : 0;
     finish(y, acc, (double)divisor, op == &op_std);
     ag_release(acc);
+    *meanp = mean;
+    return y;
+}
+
+typedef struct {
+    const ag_op *op;
+    int correction;
+    ag_tensor *mean; /* var_forward's, of the view */
+} var_ctx;
+
+/* var_forward of x's memory-order view (ag__reduce_in_memory_order's fn) */
+static ag_tensor *var_of_view(ag_tensor *xv, int ndims, const int *dims, void *ctx) {
+    var_ctx *c = ctx;
+    uint64_t mask = 0;
+    for (int i = 0; i < ndims; i++) mask |= (uint64_t)1 << dims[i];
+    return var_forward(c->op, xv, mask, c->correction, true, &c->mean);
+}
+
+/* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).  A
+ * permuted x (transposed, permuted) in its memory order, its mean copied back for the adjoint. */
+static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    uint64_t mask;
+    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    const int64_t count = reduced_count(x, mask);
+    ag_tensor *mean = NULL, *y;
+    bool tried;
+    var_ctx c = {op, correction, NULL};
+    int perm[AG_MAX_DIMS];
+    if ((y = ag__reduce_in_memory_order(x, mask, keepdim, var_of_view, &c, &tried)) != NULL) {
+        if (ag__needs_grad1(x) && ag__memory_order(x, perm)) { /* the view's mean in x's dim order */
+            int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+            reduced_shape(x, mask, true, kshape, oshape);
+            if ((mean = ag__new_unowned(AG_F64, x->ndim, kshape, false)) != NULL) ag__from_memory_order(mean, c.mean, perm);
+        }
+        ag_release(c.mean);
+        if (ag__needs_grad1(x) && !mean) {
+            ag__discard(y);
+            return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", op->name);
+        }
+    } else if (tried || !(y = var_forward(op, x, mask, correction, keepdim, &mean))) {
+        return NULL;
+    }
     y = ag__record_saved(y, op, &x, 1, mean); /* the node owns the mean */
     if (y && y->op) {
         y->attr.i[0] = (int64_t)mask;
@@ -429,6 +490,14 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
  * blend half the instructions): amax of [444, 592] float32 in L2, one thread, 29-50 -> 16-18 us. */
 #define AG_PRAGMA(x) _Pragma(#x)
 #define EXTREME_LANES 64
+_Static_assert(EXTREME_LANES == 64, "EXTREME_KERNEL's tree halves 64 lanes");
+/* dst[k] = the extreme of src[k] and src[k + w] (a NaN wins), dn[k] = a NaN of sn[k], sn[k + w] if any, k < w */
+#define EXTREME_HALVE(T, BEATS_, dst, dn, src, sn, w)                                \
+    for (int k = 0; k < (w); k++) {                                                  \
+        const T a_ = (src)[k + (w)], b_ = (src)[k], q_ = (sn)[k + (w)];              \
+        (dst)[k] = BEATS_(a_, b_) || a_ != a_ ? a_ : b_;                             \
+        (dn)[k] = q_ != q_ ? q_ : (sn)[k];                                           \
+    }
 #define EXTREME_KERNEL(NAME, T, BEATS_)                                              \
     AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
@@ -444,8 +513,16 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
                     nan[k] = v != v ? v : nan[k];                                    \
                 }                                                                    \
             for (; i < n; i++) e = BEATS_(x[i], e) || x[i] != x[i] ? x[i] : e;       \
-            for (int k = 0; k < EXTREME_LANES; k++) e = BEATS_(lane[k], e) || lane[k] != lane[k] ? lane[k] : e; \
-            for (int k = 0; k < EXTREME_LANES; k++) e = nan[k] != nan[k] ? nan[k] : e; \
+            T l32[32], l16[16], l8[8], l4[4], l2[2], l1[1]; /* the lanes halved in a tree, */ \
+            T n32[32], n16[16], n8[8], n4[4], n2[2], n1[1]; /* each level its own array (it vectorises) */ \
+            EXTREME_HALVE(T, BEATS_, l32, n32, lane, nan, 32);                       \
+            EXTREME_HALVE(T, BEATS_, l16, n16, l32, n32, 16);                        \
+            EXTREME_HALVE(T, BEATS_, l8, n8, l16, n16, 8);                           \
+            EXTREME_HALVE(T, BEATS_, l4, n4, l8, n8, 4);                             \
+            EXTREME_HALVE(T, BEATS_, l2, n2, l4, n4, 2);                             \
+            EXTREME_HALVE(T, BEATS_, l1, n1, l2, n2, 1);                             \
+            e = BEATS_(l1[0], e) || l1[0] != l1[0] ? l1[0] : e;                      \
+            e = n1[0] != n1[0] ? n1[0] : e;                                          \
             double *m = (double *)p[0];                                              \
             const double v = e != e ? (double)NAN : (double)e;                       \
             if (BEATS_(v, *m) || isnan(v)) *m = isnan(*m) ? *m : v;                  \
@@ -813,15 +890,24 @@ static ag_tensor *logsumexp_done(ag_tensor *x, ag_tensor *y, uint64_t mask) {
     return ag__check_finite(y, "logsumexp");
 }
 
+/* logsumexp of x's memory-order view (ag__reduce_in_memory_order's fn) */
+static ag_tensor *lse_of_view(ag_tensor *xv, int ndims, const int *dims, void *ctx) {
+    (void)ctx;
+    return ag_logsumexp_dims(xv, ndims, dims, true);
+}
+
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
     if (!x) return NULL;
     if (ndims == 0) return ag__fail_null(AG_ERR_ARG, "logsumexp: empty dim list (list every dim to reduce all)");
     uint64_t mask;
     if (ag__check_float("logsumexp", x, NULL) || dims_mask("logsumexp", x, ndims, dims, &mask)) return NULL;
+    bool tried; /* a permuted x: in its memory order */
+    ag_tensor *y = ag__reduce_in_memory_order(x, mask, keepdim, lse_of_view, NULL, &tried);
+    if (y || tried) return y ? logsumexp_done(x, y, mask) : NULL;
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
-    ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
+    y = ag__new_zeros(x->dtype, on, oshape);
     if (y && lse_fast(x, mask, y, NULL, NULL)) return logsumexp_done(x, y, mask);
     ag_tensor *m = y ? ag__new_unowned(AG_F64, x->ndim, kshape, false) : NULL;
     ag_tensor *acc = m ? ag__accumulator_for(y) : NULL;
@@ -1010,17 +1096,31 @@ static const ag_op op_amin = {.name = "amin", .grad_fn = "AminBackward0", .backw
                               .backward_graph = amax_backward_graph, .jvp = amax_jvp,
                               .tangent = "ẏ = Σ_dims ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
 
-static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
-    AG_CHECK_HANDLES(NULL, op->name, x);
-    if (!x) return NULL;
-    uint64_t mask;
-    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
-    for (int d = 0; d < x->ndim; d++)
-        if ((mask >> d & 1) && x->shape[d] == 0) {
-            char s[AG_SHAPE_STR];
-            return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op->name, d,
-                                 ag__tshape(s, x));
+/* acc[o] = the extreme (kernel: max_ or min_f32/f64) of row o of a contiguous x reduced over its last
+ * dims (rows of 2 or more elements), the rows shared out over threads, each through the kernel's scan
+ * in lanes.  False (nothing done) for any other geometry.  The iterator took such rows (shorter than its
+ * block) with the kept dim innermost, one scalar compare a load and a store: amax of [64, 64, 64, 64]
+ * over dim 3, one thread, 22.6 ms, PyTorch 4.1 ms. */
+static bool extreme_rows(double *acc, const ag_tensor *x, uint64_t mask, void (*kernel)(char **, const int64_t *, int64_t, void *)) {
+    ag_lanes L;
+    if (!ag__flat_as(x, x->ndim, x->shape) || !run_lanes(x, mask, &L) || L.inner != 1 || L.n < 2 || L.outer < 2) return false;
+    const int64_t es = (int64_t)ag__esize(x->dtype), step[2] = {0, es};
+    const char *xp = ag__ptr(x);
+    int nt = ag__threads_for(L.outer * L.n);
+    if (nt > L.outer) nt = (int)L.outer;
+    AG_PARALLEL(nt, {
+        const int64_t a = ag__share_start(L.outer, ag__thread, ag__team), b = ag__share_start(L.outer, ag__thread + 1, ag__team);
+        for (int64_t o = a; o < b; o++) {
+            char *p[2] = {(char *)(acc + o), (char *)(uintptr_t)(xp + o * L.n * es)};
+            kernel(p, step, L.n, NULL);
         }
+    });
+    return true;
+}
+
+/* y = amax (op_amax) or amin of x over mask, not recorded: rows (extreme_rows), else the iterator in
+ * any order; exact. */
+static ag_tensor *extreme_forward(const ag_op *op, const ag_tensor *x, uint64_t mask, bool keepdim) {
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new(x->dtype, on, oshape);
@@ -1032,15 +1132,45 @@ static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const i
     const bool f64 = x->dtype == AG_F64, is_max = op == &op_amax;
     const int64_t ny = ag_numel(y);
     for (int64_t k = 0; k < ny; k++) ((double *)ag__ptr(acc))[k] = is_max ? -INFINITY : INFINITY;
-    ag_tensor kv;
-    keepdim_view(&kv, acc, x, mask);
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_add(&it, x);
-    ag__iter_run_any_order(&it, is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32), NULL);
+    void (*kernel)(char **, const int64_t *, int64_t, void *) = is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32);
+    if (!extreme_rows((double *)ag__ptr(acc), x, mask, kernel)) {
+        ag_tensor kv;
+        keepdim_view(&kv, acc, x, mask);
+        ag_iter it;
+        ag__iter_init(&it, x->ndim, x->shape);
+        ag__iter_add_reduced(&it, &kv, mask);
+        ag__iter_add(&it, x);
+        ag__iter_run_any_order(&it, kernel, NULL);
+    }
     finish(y, acc, 1.0, false); /* exact: each value is one of x's */
     ag_release(acc);
+    return y;
+}
+
+/* extreme_forward of x's memory-order view (ag__reduce_in_memory_order's fn; ctx the op) */
+static ag_tensor *extreme_of_view(ag_tensor *xv, int ndims, const int *dims, void *ctx) {
+    uint64_t mask = 0;
+    for (int i = 0; i < ndims; i++) mask |= (uint64_t)1 << dims[i];
+    return extreme_forward(ctx, xv, mask, true);
+}
+
+/* amax (op_amax) or amin of x over dims (ndims 0: all); a permuted x in its memory order (the same
+ * values: the iterator walked a reduced dim a stride apart) */
+static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    uint64_t mask;
+    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    for (int d = 0; d < x->ndim; d++)
+        if ((mask >> d & 1) && x->shape[d] == 0) {
+            char s[AG_SHAPE_STR];
+            return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op->name, d,
+                                 ag__tshape(s, x));
+        }
+    bool tried;
+    ag_tensor *y = ag__reduce_in_memory_order(x, mask, keepdim, extreme_of_view, (void *)(uintptr_t)op, &tried);
+    if (!y && !tried) y = extreme_forward(op, x, mask, keepdim);
+    if (!y) return NULL;
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
         y->attr.i[0] = (int64_t)mask;

@@ -2470,6 +2470,122 @@ static void test_sum_memory_order(void) {
     ag_scope_end();
 }
 
+/* var/std, logsumexp, amax/amin and vector_norm of a permuted x (core/memorder.c): made on x's memory
+ * layout with the dims renamed, so each output is bit for bit the same op of the contiguous x0 that x
+ * permutes, over the matching dims, permuted back; var/std's gradient (its saved mean copied back in
+ * x's dim order) bit for bit x0's; 1-3 threads, keepdim or not, float32 and float64, a NaN. */
+static ag_tensor *reduce_op(int op, ag_tensor *x, int nd, const int *d, bool keep) {
+    switch (op) {
+    case 0: return ag_var_dims(x, nd, d, 1, keep);
+    case 1: return ag_std_dims(x, nd, d, 0, keep);
+    case 2: return ag_logsumexp_dims(x, nd, d, keep);
+    case 3: return ag_amax(x, nd, d, keep);
+    case 4: return ag_amin(x, nd, d, keep);
+    case 5: return ag_linalg_vector_norm(x, 1, nd, d, keep);
+    case 6: return ag_linalg_vector_norm(x, 2, nd, d, keep);
+    case 7: return ag_linalg_vector_norm(x, INFINITY, nd, d, keep);
+    default: return ag_linalg_vector_norm(x, 3, nd, d, keep);
+    }
+}
+static bool bits_equal(const ag_tensor *a, const ag_tensor *b) {
+    return a && b && ag_numel(a) == ag_numel(b) &&
+           memcmp(ag_data(a), ag_data(b), (size_t)ag_numel(a) * (ag_dtype_of(a) == AG_F64 ? 8 : 4)) == 0;
+}
+static void test_reductions_memory_order(void) {
+    ag_scope_begin();
+    ag_manual_seed(2424);
+    const int saved = ag_get_num_threads();
+    static const int perms[][4] = {{3, 1, 2, 0}, {1, 0, 2, 3}, {0, 2, 1, 3}, {3, 2, 1, 0}};
+    static const int dsets[][4] = {{0, -1}, {3, -1}, {0, 2, -1}, {1, 3, -1}, {0, 1, 3, -1}, {0, 1, 2, 3}};
+    bool same = true, grads = true, ran = true;
+    int cases = 0;
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_randn(AG_SHAPE(5, 24, 7, 70), dtype);
+        if (!x0) {
+            ran = false;
+            continue;
+        }
+        if (dt) ((double *)ag_data(x0))[4321] = NAN;
+        else ((float *)ag_data(x0))[4321] = NAN;
+        for (int pi = 0; pi < 4; pi++)
+            for (int di = 0; di < 6; di++)
+                for (int op = 0; op < 9; op++)
+                    for (int t = 1; t <= 3; t++) {
+                        ag_scope_begin();
+                        ag_set_num_threads(t);
+                        const bool keep = t == 2, grad = op <= 1 && t != 3;
+                        int nd = 0, d[4], d0[4];
+                        for (int k = 0; k < 4 && dsets[di][k] >= 0; k++) d[nd] = dsets[di][k], d0[nd] = perms[pi][d[nd]], nd++;
+                        ag_tensor *xa = ag_clone(x0), *xb = ag_clone(x0);
+                        if (grad) ag_requires_grad_(xa, true), ag_requires_grad_(xb, true);
+                        ag_tensor *y = reduce_op(op, ag_permute(xa, perms[pi]), nd, d, keep);
+                        ag_tensor *y0 = reduce_op(op, xb, nd, d0, true);
+                        ag_tensor *want = y0 ? ag_contiguous(ag_permute(y0, perms[pi])) : NULL;
+                        if (!y || !want || ag_numel(y) != ag_numel(want) || ag_ndim(y) != (keep ? 4 : 4 - nd)) ran = false; /* the same order */
+                        else same &= bits_equal(y, want);
+                        if (grad && y && y0) {
+                            if (ag_backward(ag_sum(y)) || ag_backward(ag_sum(y0))) ran = false;
+                            else grads &= bits_equal(ag_grad(xa), ag_grad(xb));
+                        }
+                        cases++;
+                        ag_scope_end();
+                    }
+        ag_release(x0);
+    }
+    ag_set_num_threads(saved);
+    ok(ran && cases == 2 * 4 * 6 * 9 * 3, "var/std/logsumexp/amax/amin/vector_norm of permuted x: shapes");
+    ok(same, "... in memory order: bit for bit the op of the contiguous x permutes, 1-3 threads");
+    ok(grads, "... var/std's gradient (the mean copied back) bit for bit the contiguous x's");
+    ag_scope_end();
+}
+
+/* sum/mean of a sliced x (gaps, no stride 0) over dims that keep its smallest stride's dim (ops/reduce.c's
+ * sum_of_copy): bit for bit the sum of its contiguous copy over the same dims, 1-3 threads, keepdim or not,
+ * float32 and float64, a NaN; x sliced with unit and non-unit inner steps, and sliced after a transpose. */
+static void test_sum_sliced(void) {
+    ag_scope_begin();
+    ag_manual_seed(2425);
+    const int saved = ag_get_num_threads();
+    static const int dsets[][3] = {{0, -1, -1}, {1, -1, -1}, {2, -1, -1}, {0, 2, -1}, {0, 1, 2}};
+    bool same = true, ran = true;
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_randn(AG_SHAPE(7, 40, 9, 66), dtype);
+        if (!x0) {
+            ran = false;
+            continue;
+        }
+        if (dt) ((double *)ag_data(x0))[2 * 66 + 5] = NAN;
+        else ((float *)ag_data(x0))[2 * 66 + 5] = NAN;
+        for (int v = 0; v < 4; v++)
+            for (int di = 0; di < 5; di++)
+                for (int is_mean = 0; is_mean <= 1; is_mean++)
+                    for (int t = 1; t <= 3; t++) {
+                        ag_scope_begin();
+                        ag_set_num_threads(t);
+                        ag_tensor *x = v == 0   ? ag_slice(x0, 3, 1, 65, 1)                     /* rows with gaps */
+                                       : v == 1 ? ag_slice(ag_slice(x0, 1, 0, 40, 3), 3, 0, 66, 2) /* steps 3 and 2 */
+                                       : v == 2 ? ag_slice(x0, 0, 1, 6, 1)                     /* dense: the slabs */
+                                                : ag_slice(ag_transpose(x0, 0, 2), 1, 2, 38, 1); /* transposed, sliced */
+                        int nd = 0, d[3];
+                        for (int k = 0; k < 3 && dsets[di][k] >= 0; k++) d[nd++] = dsets[di][k];
+                        const bool keep = t == 2;
+                        ag_tensor *xc = x ? ag_contiguous(x) : NULL;
+                        ag_tensor *y = x ? (is_mean ? ag_mean_dims(x, nd, d, keep) : ag_sum_dims(x, nd, d, keep)) : NULL;
+                        ag_tensor *want = xc ? (is_mean ? ag_mean_dims(xc, nd, d, keep) : ag_sum_dims(xc, nd, d, keep)) : NULL;
+                        if (!y || !want || ag_numel(y) != ag_numel(want)) ran = false;
+                        else same &= memcmp(ag_data(y), ag_data(want), (size_t)ag_numel(y) * (dt ? 8 : 4)) == 0;
+                        ag_scope_end();
+                    }
+        ag_release(x0);
+    }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of sliced x: shapes");
+    ok(same, "sum/mean of sliced x keeping its smallest stride's dim: bit for bit the sum of its contiguous copy, 1-3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -2500,6 +2616,8 @@ int main(void) {
     test_row_sums();
     test_sum_slabs();
     test_sum_memory_order();
+    test_reductions_memory_order();
+    test_sum_sliced();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_narrow_column_sums_bits();
