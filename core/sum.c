@@ -625,14 +625,53 @@ bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term) {
     return false;
 }
 
+/* An expanded x (a stride-0 dim) walked by the iterator can hand the sum kernel the same run several
+ * times in a row (x [1, 1024] expanded to [1024, 1024], summed over all: one row 1024 times): each
+ * thread keeps the last run's sum and adds it again while the run (address, step, length) is the same.
+ * The same value is added, in the same order: the bits of summing it again. */
+enum { MEMO_THREADS = 64 };
+typedef struct {
+    ag_dtype dtype;
+    struct {
+        const char *p;
+        int64_t step, n;
+        double sum;
+    } last[MEMO_THREADS];
+} sum_memo;
+static void sum_kernel_memo(char **p, const int64_t *s, int64_t n, void *ctx) {
+    sum_memo *m = ctx;
+    const int t = s[0] == 0 ? omp_get_thread_num() : MEMO_THREADS;
+    if (t < 0 || t >= MEMO_THREADS) {
+        ag__sum_kernel(p, s, n, &m->dtype);
+        return;
+    }
+    if (m->last[t].p != p[1] || m->last[t].step != s[1] || m->last[t].n != n) {
+        m->last[t].p = p[1], m->last[t].step = s[1], m->last[t].n = n;
+        m->last[t].sum = ag__sum_run(p[1], s[1], n, m->dtype);
+    }
+    *(double *)p[0] += m->last[t].sum;
+}
+
 void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
-    if (ag__sum_term_into(acc, x, AG_SUM_X)) return;
+    if (!ag__sum_term_into(acc, x, AG_SUM_X)) ag__sum_walk_into(acc, x);
+}
+
+void ag__sum_walk_into(ag_tensor *acc, const ag_tensor *x) {
     ag_dtype dtype = x->dtype;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, acc);
     ag__iter_add(&it, x);
-    ag__iter_run_sum(&it, ag__sum_kernel, &dtype);
+    bool expanded = false;
+    for (int d = 0; d < x->ndim; d++) expanded |= x->shape[d] > 1 && x->stride[d] == 0;
+    if (!expanded) {
+        ag__iter_run_sum(&it, ag__sum_kernel, &dtype);
+        return;
+    }
+    sum_memo m;
+    m.dtype = dtype;
+    for (int t = 0; t < MEMO_THREADS; t++) m.last[t].p = NULL, m.last[t].n = -1;
+    ag__iter_run_sum(&it, sum_kernel_memo, &m);
 }
 
 ag_tensor *ag__accumulator_for(ag_tensor *y) {

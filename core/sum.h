@@ -160,6 +160,10 @@ AG_HIDDEN bool ag__middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x,
  * leading dims of a contiguous x is a column sum without the iterator; large
  * reductions split over threads. */
 AG_HIDDEN void ag__sum_into(ag_tensor *acc, const ag_tensor *x);
+/* ag__sum_into's walk alone (no contiguous fast path tried): the iterator with acc's kept dims outer,
+ * the summed dims inner in their order, each inner run one AG_SUM8 (contig_sum where unit-step) added to
+ * acc in turn; the order ag__sum_into gives every x its fast paths do not take (an expanded x). */
+AG_HIDDEN void ag__sum_walk_into(ag_tensor *acc, const ag_tensor *x);
 
 /* The float64 accumulator for a reduction result y: y itself (retained) when y is
  * float64, else a new zeroed float64 tensor of y's shape, owned by the caller.

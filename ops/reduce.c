@@ -176,6 +176,85 @@ static bool sum_of_copy(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
     return true;
 }
 
+/* acc[k] += L·x[i] for float32 x, in float64: exact (L < 2^29, x has 24 significant bits), so the
+ * same value as AG_SUM8 of L copies of x[i] (ag__sum_run of a stride-0 run, every partial sum j·x[i]
+ * exact; a zero's sign is lost either way in acc, which starts at +0).  A reduced run (s[0] == 0) is one
+ * chain, its terms added in order, as the iterator's calls added them one a call. */
+static void scaled_add_f32(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const double L = *(const double *)ctx;
+    if (s[0] == 0) {
+        double t = *(double *)p[0];
+        for (int64_t i = 0; i < n; i++) t += L * (double)*(const float *)(p[1] + i * s[1]);
+        *(double *)p[0] = t;
+    } else if (s[0] == (int64_t)sizeof(double) && s[1] == (int64_t)sizeof(float)) {
+        double *restrict a = (double *)p[0];
+        const float *restrict x = (const float *)p[1];
+        for (int64_t i = 0; i < n; i++) a[i] += L * (double)x[i];
+    } else {
+        for (int64_t i = 0; i < n; i++) *(double *)(p[0] + i * s[0]) += L * (double)*(const float *)(p[1] + i * s[1]);
+    }
+}
+
+/* acc (as sum_memory_order's, or one element) = Σ x over the masked dims where x is float32 and expanded
+ * along its last reduced dims (stride 0: a broadcast view).  ag__sum_into's walk puts the kept dims outer,
+ * the reduced dims inner in their order, merged: those trailing stride-0 dims are its inner run of L
+ * copies of one value v, summed by AG_SUM8 into exactly L·v (see scaled_add_f32), then added to acc one
+ * call after another in the order of the other reduced dims.  Here x without those dims is walked
+ * (kept dims as they come, each output's terms in the same order) adding L·v: the same additions, no
+ * L-fold reads (x [1024, 1] expanded to [1024, 1024] over dim 1, one thread: the walk read each value
+ * 1024 times).  False (nothing done) for any other x. */
+static bool sum_expanded(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
+    if (x->dtype != AG_F32 || ag__numel(x->ndim, x->shape) <= 0) return false;
+    ag_tensor xv = *x;
+    int64_t L = 1;
+    bool more = false; /* reduced dims of size > 1 left outside the run */
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        if (!(mask >> d & 1) || x->shape[d] == 1) continue;
+        if (x->stride[d] != 0) {
+            more = true;
+            break;
+        }
+        L *= x->shape[d];
+        if (L >= ((int64_t)1 << 29)) return false;
+        xv.shape[d] = 1;
+    }
+    if (L < 2) return false;
+    double Ld = (double)L;
+    ag_iter it;
+    ag__iter_init(&it, xv.ndim, xv.shape);
+    ag__iter_add(&it, acc);
+    ag__iter_add(&it, &xv);
+    if (more) ag__iter_run(&it, scaled_add_f32, &Ld);
+    else ag__iter_run_par(&it, scaled_add_f32, &Ld); /* a map: acc = 0 + L·v at distinct places */
+    return true;
+}
+
+/* acc (as sum_memory_order's) = Σ x over the masked dims where x is expanded (stride 0) along kept dims:
+ * the outputs along those dims are equal, each the iterator's walk of the same terms in the same order
+ * (ag__sum_walk_into, which x's expansion sent it to), so the walk runs on x with those dims cut to one
+ * into a float64 scratch, copied out along them (x [64, 1, 64, 64] expanded to [64, 64, 64, 64] summed
+ * over dim 0, one thread: the walk made 64 times the same 4096 strided sums).  False (nothing done) for
+ * any other x, or out of memory. */
+static bool sum_kept_expanded(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
+    ag_tensor xv = *x;
+    int64_t ashape[AG_MAX_DIMS];
+    bool any = false;
+    for (int d = 0; d < x->ndim; d++) {
+        ashape[d] = acc->shape[d];
+        if (!(mask >> d & 1) && x->shape[d] > 1 && x->stride[d] == 0) any = true, xv.shape[d] = ashape[d] = 1;
+    }
+    if (!any || ag__numel(x->ndim, x->shape) <= 0) return false;
+    ag_tensor *tmp = ag__new_unowned(AG_F64, x->ndim, ashape, true);
+    if (!tmp) return false;
+    ag__sum_walk_into(tmp, &xv);
+    ag_tensor tv = *tmp; /* tmp expanded back along those dims */
+    for (int d = 0; d < x->ndim; d++)
+        if (tv.shape[d] != acc->shape[d]) tv.shape[d] = acc->shape[d], tv.stride[d] = 0;
+    ag__copy_into(acc, &tv);
+    ag_release(tmp);
+    return true;
+}
+
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
@@ -203,7 +282,8 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     keepdim_view(&kv, acc, x, mask);
     /* several runs of dims: slab by slab (core/sqdev.c); a permuted x: in its memory order.  A one-element
      * result is one run of every dim, which neither takes: the tiny steps' sums skip their checks. */
-    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x) && !sum_of_copy(&kv, x, mask)))
+    if (sum_expanded(&kv, x, mask) || sum_kept_expanded(&kv, x, mask)) {
+    } else if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x) && !sum_of_copy(&kv, x, mask)))
         ag__sum_into(&kv, x);
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);

@@ -2586,6 +2586,187 @@ static void test_sum_sliced(void) {
     ag_scope_end();
 }
 
+
+/* The documented order of a float32 sum over dims of an expanded x whose last reduced dims (size > 1)
+ * have stride 0 (their product L): each output adds, from 0 and in the lexicographic order of its other
+ * reduced dims, AG_SUM8 of the L copies of one stored value (eight chains k mod 8, the tree
+ * ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)), the tail) — written out here, not as L·v.
+ * b: the stored [bs] float32 values (contiguous, 1 where expanded), fs the expanded shape. */
+static void expanded_sum_reference(const float *b, const int64_t *bs, const int64_t *fs, int nd, uint64_t mask, double *out,
+                                   long double *exact) {
+    int64_t L = 1, fstride[8], bstride[8], n = 1;
+    uint64_t run = 0; /* the trailing stride-0 reduced dims */
+    for (int d = nd - 1; d >= 0; d--) {
+        if (!(mask >> d & 1) || fs[d] == 1) continue;
+        if (bs[d] != 1) break;
+        run |= 1ull << d, L *= fs[d];
+    }
+    for (int d = nd - 1; d >= 0; d--) fstride[d] = n, n *= fs[d];
+    int64_t m = 1;
+    for (int d = nd - 1; d >= 0; d--) bstride[d] = bs[d] == 1 ? 0 : m, m *= bs[d];
+    int64_t nout = 1;
+    for (int d = 0; d < nd; d++) nout *= mask >> d & 1 ? 1 : fs[d];
+    for (int64_t o = 0; o < nout; o++) out[o] = 0, exact[o] = 0;
+    /* every index of x in lexicographic order: the outputs' terms come in their order */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t o = 0, src = 0;
+        bool first = true; /* the first element of a run of L copies */
+        for (int d = 0; d < nd; d++) {
+            const int64_t id = i / fstride[d] % fs[d];
+            if (!(mask >> d & 1)) o = o * fs[d] + id;
+            if (run >> d & 1 && id != 0) first = false;
+            src += id * bstride[d];
+        }
+        exact[o] += (long double)b[src];
+        if (!first) continue;
+        const double v = (double)b[src];
+        double a[8] = {0}, tail = 0;
+        int64_t k = 0;
+        for (; k < L - L % 8; k += 8)
+            for (int j = 0; j < 8; j++) a[j] += v;
+        for (; k < L; k++) tail += v;
+        out[o] += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    }
+}
+
+static void test_sum_expanded(void) {
+    ag_scope_begin();
+    ag_manual_seed(2426);
+    const int saved = ag_get_num_threads();
+    static const struct {
+        int nd;
+        int64_t bs[4], fs[4];
+        int ndims, dims[3];
+    } cases[] = {
+        {2, {37, 1}, {37, 300}, 1, {1}},          {2, {37, 1}, {37, 300}, 2, {0, 1}},    {2, {1, 53}, {41, 53}, 1, {0}},
+        {2, {1, 53}, {41, 53}, 2, {0, 1}},        {3, {6, 1, 7}, {6, 5, 7}, 2, {0, 1}},  {3, {6, 1, 7}, {6, 5, 7}, 1, {1}},
+        {3, {6, 1, 7}, {6, 5, 7}, 3, {0, 1, 2}},  {4, {1, 3, 1, 4}, {5, 3, 6, 4}, 2, {0, 2}},
+        {3, {4, 1, 5}, {4, 6, 5}, 2, {0, 1}},     {3, {1, 1, 9}, {3, 4, 9}, 2, {0, 1}},  {2, {3000, 1}, {3000, 200}, 1, {1}},
+        {3, {64, 1, 64}, {64, 64, 64}, 2, {0, 1}}, {2, {1, 1}, {70, 90}, 1, {1}},
+        {3, {20, 300, 1}, {20, 300, 6}, 2, {1, 2}}, {3, {1, 300, 1}, {20, 300, 6}, 3, {0, 1, 2}},
+    };
+    const int ncase = (int)(sizeof cases / sizeof cases[0]);
+    bool ran = true, same = true, bound = true;
+    for (int c = 0; c < ncase; c++) {
+        const int nd = cases[c].nd;
+        ag_tensor *b = ag_randn((ag_shape){.ndim = nd, .dim = {cases[c].bs[0], cases[c].bs[1], cases[c].bs[2], cases[c].bs[3]}},
+                                AG_F32);
+        if (!b) {
+            ran = false;
+            continue;
+        }
+        if (c == 4) ((float *)ag_data(b))[3] = NAN;
+        uint64_t mask = 0;
+        for (int k = 0; k < cases[c].ndims; k++) mask |= 1ull << cases[c].dims[k];
+        int64_t nout = 1;
+        for (int d = 0; d < nd; d++) nout *= mask >> d & 1 ? 1 : cases[c].fs[d];
+        int64_t count = 1;
+        for (int d = 0; d < nd; d++) count *= mask >> d & 1 ? cases[c].fs[d] : 1;
+        double *want = malloc(sizeof(double) * (size_t)nout);
+        long double *exact = malloc(sizeof(long double) * (size_t)nout);
+        if (!want || !exact) ran = false;
+        else expanded_sum_reference(ag_data(b), cases[c].bs, cases[c].fs, nd, mask, want, exact);
+        for (int is_mean = 0; want && exact && is_mean <= 1; is_mean++)
+            for (int t = 1; t <= 3; t++) {
+                ag_scope_begin();
+                ag_set_num_threads(t);
+                ag_tensor *x = ag_expand(b, (ag_shape){.ndim = nd, .dim = {cases[c].fs[0], cases[c].fs[1], cases[c].fs[2], cases[c].fs[3]}});
+                const bool keep = t == 2;
+                ag_tensor *y = !x ? NULL : is_mean ? ag_mean_dims(x, cases[c].ndims, cases[c].dims, keep) : ag_sum_dims(x, cases[c].ndims, cases[c].dims, keep);
+                if (!y || ag_numel(y) != nout) ran = false;
+                else
+                    for (int64_t o = 0; o < nout; o++) {
+                        const float got = ((const float *)ag_data(y))[o];
+                        const float w = (float)(is_mean ? want[o] / (double)count : want[o]);
+                        same &= memcmp(&got, &w, sizeof w) == 0;
+                        /* float32 rounding of a float64 sum of count terms: 2^-24 |Σ| + count·2^-53·Σ|x| (|x| <= 8) */
+                        const long double e = is_mean ? exact[o] / count : exact[o];
+                        if (!isnan((double)e)) bound &= fabsl((long double)got - e) <= 0x1p-24L * fabsl(e) + count * 8 * 0x1p-52L + 1e-30L;
+                    }
+                ag_scope_end();
+            }
+        free(want);
+        free(exact);
+        ag_release(b);
+    }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of expanded float32 x: shapes");
+    ok(same, "sum/mean of expanded float32 x over stride-0 dims: bit for bit the documented order (AG_SUM8 of the copies), 1-3 threads");
+    ok(bound, "sum/mean of expanded float32 x: within float32 rounding of the long double sum");
+    ag_scope_end();
+}
+
+
+/* Sums of expanded x (stride 0 along kept and summed dims), float32 and float64, against the iterator's
+ * walk run here with the plain sum kernel (ag__sum_kernel: every run summed where it stands, no run's
+ * sum reused, no dim cut), the order ag__sum_into documents for such x: bit for bit, 1-3 threads. */
+static void test_sum_expanded_walk(void) {
+    ag_scope_begin();
+    ag_manual_seed(2427);
+    const int saved = ag_get_num_threads();
+    static const struct {
+        int nd;
+        int64_t bs[4], fs[4];
+        int ndims, dims[3];
+    } cases[] = {
+        {2, {1, 53}, {41, 53}, 2, {0, 1}},           {2, {37, 1}, {37, 300}, 1, {0}},         {2, {1, 300}, {37, 300}, 1, {1}},
+        {4, {9, 1, 8, 10}, {9, 6, 8, 10}, 1, {0}},    {4, {9, 1, 8, 10}, {9, 6, 8, 10}, 2, {0, 2}},
+        {4, {9, 1, 8, 10}, {9, 6, 8, 10}, 2, {2, 3}}, {4, {9, 1, 8, 10}, {9, 6, 8, 10}, 4, {0, 1, 2}},
+        {3, {1, 5, 1}, {7, 5, 6}, 1, {1}},            {3, {600, 1, 1}, {600, 3, 200}, 1, {0}}, {3, {4, 1, 5}, {4, 6, 5}, 2, {0, 1}},
+    };
+    const int ncase = (int)(sizeof cases / sizeof cases[0]);
+    bool ran = true, same = true;
+    for (int dt = 0; dt < 2; dt++)
+        for (int c = 0; c < ncase; c++) {
+            const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+            const int nd = cases[c].nd;
+            ag_tensor *b = ag_randn((ag_shape){.ndim = nd, .dim = {cases[c].bs[0], cases[c].bs[1], cases[c].bs[2], cases[c].bs[3]}}, dtype);
+            if (!b) {
+                ran = false;
+                continue;
+            }
+            if (c == 3 && dt) ((double *)ag_data(b))[5] = NAN;
+            const int nd4 = cases[c].ndims > 3 ? 3 : cases[c].ndims; /* {0, 1, 2} of 4 dims */
+            uint64_t mask = 0;
+            for (int k = 0; k < nd4; k++) mask |= 1ull << cases[c].dims[k];
+            int64_t kshape[4], count = 1;
+            for (int d = 0; d < nd; d++) kshape[d] = mask >> d & 1 ? 1 : cases[c].fs[d], count *= mask >> d & 1 ? cases[c].fs[d] : 1;
+            for (int is_mean = 0; is_mean <= 1; is_mean++)
+                for (int t = 1; t <= 3; t++) {
+                    ag_scope_begin();
+                    ag_set_num_threads(t);
+                    ag_tensor *x = ag_expand(b, (ag_shape){.ndim = nd, .dim = {cases[c].fs[0], cases[c].fs[1], cases[c].fs[2], cases[c].fs[3]}});
+                    ag_tensor *y = !x ? NULL : is_mean ? ag_mean_dims(x, nd4, cases[c].dims, true) : ag_sum_dims(x, nd4, cases[c].dims, true);
+                    ag_tensor *acc = ag_zeros((ag_shape){.ndim = nd, .dim = {kshape[0], kshape[1], kshape[2], kshape[3]}}, AG_F64);
+                    if (!y || !acc || ag_numel(y) != ag_numel(acc)) {
+                        ran = false;
+                        ag_scope_end();
+                        continue;
+                    }
+                    ag_dtype xdt = dtype;
+                    ag_iter it;
+                    ag__iter_init(&it, x->ndim, x->shape);
+                    ag__iter_add(&it, acc);
+                    ag__iter_add(&it, x);
+                    ag__iter_run_sum(&it, ag__sum_kernel, &xdt);
+                    for (int64_t o = 0; o < ag_numel(y); o++) {
+                        const double a = ((const double *)ag_data(acc))[o] / (is_mean ? (double)count : 1.0);
+                        if (dt) same &= memcmp(&a, (const double *)ag_data(y) + o, 8) == 0;
+                        else {
+                            const float w = (float)a;
+                            same &= memcmp(&w, (const float *)ag_data(y) + o, 4) == 0;
+                        }
+                    }
+                    ag_scope_end();
+                }
+            ag_release(b);
+        }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of expanded x against the iterator's walk: shapes");
+    ok(same, "sum/mean of expanded float32 and float64 x (kept and summed stride-0 dims): bit for bit the iterator's walk with the plain kernel, 1-3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -2618,6 +2799,8 @@ int main(void) {
     test_sum_memory_order();
     test_reductions_memory_order();
     test_sum_sliced();
+    test_sum_expanded();
+    test_sum_expanded_walk();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_narrow_column_sums_bits();
