@@ -30,12 +30,4 @@ static inline ag_status ag__pick_backward_graph(ag_tensor *out, ag_tensor *gout,
     return i && (gin[0] = ag_scatter_add(ag_zeros_like(x), d, i, g)) ? AG_OK : ag_last_status();
 }
 
-/* acc[o] (float64) = the largest (is_max) or smallest element of row o of x, rows of n contiguous
- * float32 elements, for o in [o0, o1); NaN where the row holds a NaN; exact (x's own value; of equal
- * zeros, either).  amax/amin's rows (ops/reduce.c's extreme_rows) with AVX-512, for
- * 2 <= n <= EXTREME_SHORT_MAX; false, nothing written, for any other n, without AVX-512 or on the
- * reference backend. */
-#define EXTREME_SHORT_MAX 256
-AG_HIDDEN bool ag__extreme_rows_f32(double *acc, const float *x, int64_t n, int64_t o0, int64_t o1, bool is_max);
-
 #endif

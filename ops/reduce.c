@@ -25,7 +25,7 @@
 #include "core/memorder.h"
 #include "ops/vexpf.h"
 #include "core/simd_extreme.h"
-#include "ops/extrema.h"
+#include "ops/extreme_rows.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {
@@ -1099,7 +1099,7 @@ static const ag_op op_amin = {.name = "amin", .grad_fn = "AminBackward0", .backw
 
 /* acc[o] = the extreme (kernel: max_ or min_f32/f64) of row o of a contiguous x reduced over its last
  * dims (rows of 2 or more elements), the rows shared out over threads, each through the kernel's scan
- * in lanes (float32 rows up to EXTREME_SHORT_MAX long: ops/extrema.c's short-row kernel, with AVX-512).
+ * in lanes (float32 rows up to EXTREME_SHORT_MAX long: ops/extreme_rows.c's kernel, with AVX-512).
  * False (nothing done) for any other geometry.  The iterator took such rows (shorter than its
  * block) with the kept dim innermost, one scalar compare a load and a store: amax of [64, 64, 64, 64]
  * over dim 3, one thread, 22.6 ms, PyTorch 4.1 ms. */
