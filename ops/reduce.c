@@ -25,6 +25,7 @@
 #include "core/memorder.h"
 #include "ops/vexpf.h"
 #include "core/simd_extreme.h"
+#include "ops/extreme_rows.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {
@@ -1178,7 +1179,8 @@ static const ag_op op_amin = {.name = "amin", .grad_fn = "AminBackward0", .backw
 
 /* acc[o] = the extreme (kernel: max_ or min_f32/f64) of row o of a contiguous x reduced over its last
  * dims (rows of 2 or more elements), the rows shared out over threads, each through the kernel's scan
- * in lanes.  False (nothing done) for any other geometry.  The iterator took such rows (shorter than its
+ * in lanes (float32 rows up to EXTREME_SHORT_MAX long: ops/extreme_rows.c's kernel, with AVX-512).
+ * False (nothing done) for any other geometry.  The iterator took such rows (shorter than its
  * block) with the kept dim innermost, one scalar compare a load and a store: amax of [64, 64, 64, 64]
  * over dim 3, one thread, 22.6 ms, PyTorch 4.1 ms. */
 static bool extreme_rows(double *acc, const ag_tensor *x, uint64_t mask, void (*kernel)(char **, const int64_t *, int64_t, void *)) {
@@ -1186,11 +1188,13 @@ static bool extreme_rows(double *acc, const ag_tensor *x, uint64_t mask, void (*
     if (!ag__flat_as(x, x->ndim, x->shape) || !run_lanes(x, mask, &L) || L.inner != 1 || L.n < 2 || L.outer < 2) return false;
     const int64_t es = (int64_t)ag__esize(x->dtype), step[2] = {0, es};
     const char *xp = ag__ptr(x);
+    const bool f32 = x->dtype == AG_F32;
     int nt = ag__threads_for(L.outer * L.n);
     if (nt > L.outer) nt = (int)L.outer;
     AG_PARALLEL(nt, {
         const int64_t a = ag__share_start(L.outer, ag__thread, ag__team), b = ag__share_start(L.outer, ag__thread + 1, ag__team);
-        for (int64_t o = a; o < b; o++) {
+        const bool short_ = f32 && a < b && ag__extreme_rows_f32(acc, (const float *)(const void *)xp, L.n, a, b, kernel == max_f32);
+        for (int64_t o = a; o < b && !short_; o++) {
             char *p[2] = {(char *)(acc + o), (char *)(uintptr_t)(xp + o * L.n * es)};
             kernel(p, step, L.n, NULL);
         }

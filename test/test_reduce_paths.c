@@ -376,6 +376,72 @@ static void test_extreme_nan_lanes(void) {
     ag_scope_end();
 }
 
+/* amax and amin of short contiguous rows (ops/extrema.c's short-row kernel: a scalar chain, four or eight
+ * lanes, a vector a row, for rows of 2 to 256; longer rows the lane scan) over dim 1 of [R, n] for every
+ * n from 1 to 300, float32 and float64, on 1 and 2 threads (enough rows to split): against a loop here,
+ * NaN wins (first, last or inside the row, -NaN too), else exact and one of the row's own elements (the
+ * sign of a zero too), with ties (randn·3 rounded), rows of mixed ±0, of -inf only, +inf last. */
+static void test_extreme_short_rows(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    int bad = 0, checked = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (int64_t n = 1; n <= 300; n++) {
+            const int64_t R = ((int64_t)1 << 18) / n + 37;
+            ag_manual_seed(700 + (uint64_t)n);
+            ag_tensor *x64 = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(R, n), AG_F64), 3)));
+            double *v = ag_data(x64);
+            for (int64_t o = 0; o < R; o++) {
+                double *r = v + o * n;
+                switch (o % 9) {
+                case 0: r[(o / 9) % n] = NAN; break;
+                case 1: for (int64_t k = 0; k < n; k++) r[k] = (k + o / 9) % 3 ? 0.0 : -0.0; break;
+                case 2: for (int64_t k = 0; k < n; k++) r[k] = -INFINITY; break;
+                case 3: r[n - 1] = INFINITY, r[0] = -INFINITY; break;
+                case 4: r[n - 1] = NAN; break;
+                case 5: r[0] = -NAN; break;
+                case 6: r[n - 1] = 1e6, r[0] = -1e6; break; /* the extremes at the row's ends */
+                case 7: r[n / 2] = 1e6, r[(n - 1) / 3] = -1e6; break;
+                default: break;
+                }
+            }
+            ag_tensor *x = dt ? x64 : ag_to_dtype(x64, AG_F32);
+            const float *xf = dt ? NULL : ag_data(x);
+            for (int th = 1; th <= 2; th++) {
+                ag_set_num_threads(th);
+                for (int is_max = 0; is_max < 2; is_max++) {
+                    const int d = 1;
+                    ag_tensor *y = is_max ? ag_amax(x, 1, &d, false) : ag_amin(x, 1, &d, false);
+                    const void *yd = y ? ag_data(y) : NULL;
+                    for (int64_t o = 0; o < R; o++) {
+                        double want = is_max ? -INFINITY : INFINITY;
+                        for (int64_t k = 0; k < n; k++) {
+                            const double e = dt ? v[o * n + k] : (double)xf[o * n + k];
+                            if (isnan(e) || isnan(want)) want = NAN;
+                            else want = is_max ? fmax(want, e) : fmin(want, e);
+                        }
+                        checked++;
+                        if (!yd) {
+                            bad++;
+                            continue;
+                        }
+                        const double got = dt ? ((const double *)yd)[o] : (double)((const float *)yd)[o];
+                        bool own = isnan(want); /* else got is one of the row's elements, the sign of a zero too */
+                        for (int64_t k = 0; k < n && !own; k++) {
+                            const double e = dt ? v[o * n + k] : (double)xf[o * n + k];
+                            own = e == got && signbit(e) == signbit(got);
+                        }
+                        if (!(isnan(want) ? isnan(got) : got == want) || !own) bad++;
+                    }
+                }
+            }
+        }
+    ag_set_num_threads(saved);
+    ok(bad == 0 && checked > 0, "amax, amin over rows of 1 to 300, float32 and float64, 1 and 2 threads: NaN wins, "
+                                "the rest exact and the row's own (%d of %d differ)", bad, checked);
+    ag_scope_end();
+}
+
 /* argmax, argmin, max_dim and min_dim (the fast kernels of ops/extrema.c: vectorised scans of contiguous
  * lanes in blocks of 256, and column selects split over threads) against the reference loop, bit for bit
  * (values and first indices), on 1 and 2 threads, float32 and float64, along every dim of inputs with
@@ -2774,6 +2840,7 @@ int main(void) {
     test_threads();
     test_extreme_nan();
     test_extreme_nan_lanes();
+    test_extreme_short_rows();
     test_logsumexp_lanes();
     test_logsumexp_cols_bits();
     test_logsumexp_rows_bits();
