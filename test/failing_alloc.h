@@ -14,7 +14,7 @@
 
 static long fail_at = -1, alloc_calls, live_blocks;
 
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
+__attribute__((unused)) static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
     (void)ud;
     if (nsize == 0) {
         live_blocks--;
