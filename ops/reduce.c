@@ -162,15 +162,15 @@ static bool sum_memory_order(ag_tensor *acc, const ag_tensor *x) {
 static bool sum_of_copy(ag_tensor *acc, const ag_tensor *x, uint64_t mask) {
     const int n = x->ndim;
     if (n < 2 || ag__numel(acc->ndim, acc->shape) <= 1 || ag__numel(n, x->shape) < 2) return false;
+    int perm[AG_MAX_DIMS];
+    if (ag__contig(x) || ag__memory_order(x, perm)) return false; /* dense: read in place by the other paths */
     int inner = -1;
-    int64_t span = 1; /* elements from x's first to its last, plus one: numel(x) where x is dense */
     for (int d = 0; d < n; d++) {
         if (x->shape[d] == 1) continue;
         if (x->stride[d] == 0) return false;
-        span += (x->shape[d] - 1) * llabs(x->stride[d]);
         if (inner < 0 || llabs(x->stride[d]) < llabs(x->stride[inner])) inner = d;
     }
-    if (inner < 0 || (mask >> inner & 1) || span == ag__numel(n, x->shape)) return false;
+    if (inner < 0 || (mask >> inner & 1)) return false;
     ag_tensor *xc = ag__new_unowned(x->dtype, n, x->shape, false);
     if (!xc) return false;
     ag__copy_into(xc, x);
